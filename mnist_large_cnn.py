@@ -229,6 +229,10 @@ def download_mnist():
 
 def read_npz(path):
     """Read the four arrays of an ``.npz`` without ever unpickling."""
+    # An .npz is a zip archive; a truncated download or a proxy's web page
+    # is not, and NumPy would otherwise try to read it as a pickle.
+    if not zipfile.is_zipfile(path):
+        raise damaged(path, "not a complete .npz (zip) archive")
     try:
         with numpy.load(path, allow_pickle=False) as archive:
             missing = [name for name in ARRAY_NAMES if name not in archive.files]
@@ -535,7 +539,6 @@ def epoch_timer(seconds):
 def train(args):
     """Run the whole 2017 script; return the summary it writes."""
     started = time.perf_counter()
-    output = check_writable(args.output)
     use_xla = setup(args.seed)
     info = versions()
     print(
@@ -551,6 +554,7 @@ def train(args):
 
     (X_train, y_train), (X_test, y_test), origin = load_mnist(args.data)
     print(f"Data: {origin}")
+    output = check_writable(args.output)
     if args.limit:
         X_train, y_train = X_train[: args.limit], y_train[: args.limit]
     X_train, y_train, X_test, y_test, num_classes = prepare_data(
