@@ -29,10 +29,12 @@ Differences from the 2017 script, each explained where it happens:
 # Imports
 
 import argparse
+import csv
 import gzip
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +65,8 @@ IMAGE_SIZE = 28
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 SUMMARY_FILE = "summary.json"
+BACKUP_DIR = "unfinished-run"  # the saved state of a run under way
+OPTIONS_FILE = "options.json"
 
 
 class UserError(Exception):
@@ -470,10 +474,22 @@ def parse_args(argv=None):
         "(for quick runs; default: all 60,000)",
     )
     parser.add_argument(
+        "--data-format",
+        choices=("channels_first", "channels_last"),
+        default=DATA_FORMAT,
+        help="image layout: (1, 28, 28) as in 2017, or (28, 28, 1)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished or unfinished run in the output folder",
+    )
+    parser.add_argument(
         "--output",
         metavar="DIR",
         default=OUTPUT_DIR,
-        help="folder for model.keras, history.csv and summary.json",
+        help="folder for model.keras, history.csv and summary.json; an "
+        "interrupted run is resumed from there",
     )
     return parser.parse_args(argv)
 
@@ -525,21 +541,150 @@ def write_json(path, data):
 # Fit, evaluate and report
 
 
-def epoch_timer(seconds):
-    """A Keras callback that appends each epoch's wall time to ``seconds``."""
-    start = {}
-    return keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: start.update(t=time.perf_counter()),
-        on_epoch_end=lambda epoch, logs: seconds.append(
-            round(time.perf_counter() - start["t"], 3)
-        ),
-    )
+class ShuffledBatches(keras.utils.PyDataset):
+    """The training images in batches, in a new order every epoch.
+
+    ``fit()`` can shuffle arrays by itself, but its order depends on how
+    many epochs this process has already run, so a resumed run would see
+    other batches than an uninterrupted one. Here the order of epoch ``e``
+    depends on the seed and ``e`` only. (Keras 2 shuffled with NumPy too.)
+    """
+
+    def __init__(self, images, labels, batch_size, seed):
+        super().__init__()
+        self.images, self.labels = images, labels
+        self.batch_size, self.seed = batch_size, seed
+        self.start_epoch(0)
+
+    def start_epoch(self, epoch):
+        rng = numpy.random.default_rng([self.seed, epoch])
+        self.order = rng.permutation(len(self.images))
+
+    def __len__(self):
+        return -(-len(self.images) // self.batch_size)  # rounded up
+
+    def __getitem__(self, index):
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.images[chosen], self.labels[chosen]
+
+
+class RepeatableEpochs(keras.callbacks.Callback):
+    """Start every epoch where an uninterrupted run would start it.
+
+    Keras's BackupAndRestore brings back the weights and the optimiser after
+    an interruption, but not the random generator of the dropout layer, nor
+    the order of the batches. This callback sets both from the epoch number.
+    """
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_train_begin(self, logs=None):
+        self.generators = [
+            (layer.seed_generator, layer.seed_generator.state.numpy())
+            for layer in self.model.layers
+            if getattr(layer, "seed_generator", None) is not None
+        ]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.start_epoch(epoch)
+        for generator, first_state in self.generators:
+            # One dropout draw per step: the count an unbroken run has reached.
+            state = first_state.copy()
+            state[-1] += epoch * len(self.batches)
+            generator.state.assign(state)
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Recorded in the logs, so that CSVLogger writes it to the history.
+        logs["seconds"] = round(time.perf_counter() - self.started, 3)
+
+
+def run_options(args, origin):
+    """What a resumed run must share with the run it continues."""
+    return {
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "limit": args.limit,
+        "data_format": args.data_format,
+        "data": origin,
+    }
+
+
+def prepare_output(args, options):
+    """Start afresh, resume an interrupted run, or refuse; never guess.
+
+    Returns the output folder and whether the run resumes.
+    """
+    output = check_writable(args.output)
+    backup = output / BACKUP_DIR
+    saved_file = backup / OPTIONS_FILE
+    if backup.exists() and not saved_file.is_file():
+        raise UserError(
+            f"{backup} exists but was not made by this script; it was left "
+            "alone. Move it, or choose another --output."
+        )
+    if backup.exists():
+        saved = json.loads(saved_file.read_text())
+        if saved == options:
+            return output, True
+        if not args.overwrite:
+            changed = ", ".join(
+                f"{key} {saved.get(key)} -> {value}"
+                for key, value in options.items()
+                if saved.get(key) != value
+            )
+            raise UserError(
+                f"{output} holds an unfinished run with other options "
+                f"({changed}). Run the same command as before to resume it, "
+                "add --overwrite to discard it and start afresh, or choose "
+                "another --output."
+            )
+        shutil.rmtree(backup)
+    finished = [
+        name
+        for name in (MODEL_FILE, HISTORY_FILE, SUMMARY_FILE)
+        if (output / name).exists()
+    ]
+    if finished and not args.overwrite:
+        raise UserError(
+            f"{output} already holds {', '.join(finished)} from an earlier "
+            "run. Choose another --output, or add --overwrite to replace them "
+            "(they are replaced only when the new run has finished)."
+        )
+    backup.mkdir()
+    write_json(saved_file, options)
+    return output, False
+
+
+def read_history(path):
+    """The per-epoch rows of a history file, one per epoch.
+
+    An epoch interrupted after its row was written but before its backup
+    was saved runs again on resume and is written twice, with the same
+    values; the later row is kept.
+    """
+    with open(path, newline="") as stream:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(stream)}
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def write_history(path, rows):
+    def write(partial):
+        with open(partial, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    replace_atomically(path, write)
 
 
 def train(args):
     """Run the whole 2017 script; return the summary it writes."""
     started = time.perf_counter()
-    use_xla = setup(args.seed)
+    use_xla = setup(args.seed, args.data_format)
     info = versions()
     print(
         "Versions: "
@@ -554,7 +699,8 @@ def train(args):
 
     (X_train, y_train), (X_test, y_test), origin = load_mnist(args.data)
     print(f"Data: {origin}")
-    output = check_writable(args.output)
+    output, resuming = prepare_output(args, run_options(args, origin))
+    backup = output / BACKUP_DIR
     if args.limit:
         X_train, y_train = X_train[: args.limit], y_train[: args.limit]
     X_train, y_train, X_test, y_test, num_classes = prepare_data(
@@ -568,31 +714,31 @@ def train(args):
     model.summary()
 
     # Fit the model
-    history_file = output / HISTORY_FILE
-    history_partial = temporary_twin(history_file)
-    epoch_seconds = []
-    verbose = 1 if sys.stdout.isatty() else 2
-    try:
-        model.fit(
-            X_train,
-            y_train,
-            validation_data=(X_test, y_test),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            verbose=verbose,
-            callbacks=[
-                keras.callbacks.CSVLogger(str(history_partial)),
-                epoch_timer(epoch_seconds),
-            ],
-        )
-        os.replace(history_partial, history_file)
-    finally:
-        history_partial.unlink(missing_ok=True)
+    if resuming:
+        print(f"Resuming the interrupted run kept in {backup}")
+    batches = ShuffledBatches(X_train, y_train, args.batch_size, args.seed)
+    model.fit(
+        batches,
+        validation_data=(X_test, y_test),
+        epochs=args.epochs,
+        shuffle=False,  # ShuffledBatches shuffles, the same way on resume
+        verbose=1 if sys.stdout.isatty() else 2,
+        callbacks=[
+            RepeatableEpochs(batches),
+            keras.callbacks.CSVLogger(backup / HISTORY_FILE, append=True),
+            # Saves weights, optimiser and epoch after each epoch; on a new
+            # start with the same folder, training resumes from there.
+            keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False),
+        ],
+    )
 
     # Final evaluation of the model
     scores = model.evaluate(X_test, y_test, verbose=0)
     error = 100 - scores[1] * 100
+
+    history = read_history(backup / HISTORY_FILE)
     replace_atomically(output / MODEL_FILE, model.save)
+    write_history(output / HISTORY_FILE, history)
     summary = {
         "versions": info,
         "seed": args.seed,
@@ -601,19 +747,22 @@ def train(args):
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "limit": args.limit,
-            "data_format": keras.config.image_data_format(),
+            "data_format": args.data_format,
             "xla": use_xla,
         },
         "train_images": int(X_train.shape[0]),
         "test_images": int(X_test.shape[0]),
-        "epoch_seconds": epoch_seconds,
+        "resumed": resuming,
+        "epoch_seconds": [float(row["seconds"]) for row in history],
         "total_seconds": round(time.perf_counter() - started, 3),
         "test_loss": float(scores[0]),
         "test_accuracy": float(scores[1]),
         "error_percent": round(float(error), 4),
     }
+    # The summary is written last: its presence marks a finished run.
     write_json(output / SUMMARY_FILE, summary)
-    print(f"Wrote {output / MODEL_FILE}, {history_file.name} and {SUMMARY_FILE}")
+    shutil.rmtree(backup)
+    print(f"Wrote {output / MODEL_FILE}, {HISTORY_FILE} and {SUMMARY_FILE}")
     print("Large CNN Error: %.2f%%" % error)
     return summary
 
@@ -625,6 +774,14 @@ def main(argv=None):
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\nInterrupted. The finished epochs are kept in "
+            f"{Path(args.output) / BACKUP_DIR}; run the same command again "
+            "to carry on from there.",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
