@@ -485,6 +485,26 @@ def parse_args(argv=None):
         help="replace a finished or unfinished run in the output folder",
     )
     parser.add_argument(
+        "--predict",
+        nargs="+",
+        metavar="IMAGE",
+        help="instead of training, say which digit each picture shows, "
+        "using the model given by --model",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        default=str(Path(OUTPUT_DIR) / MODEL_FILE),
+        help="the trained model that --predict uses",
+    )
+    parser.add_argument(
+        "--show-input",
+        metavar="DIR",
+        help="with --predict: save NAME-input.png per picture into DIR, the "
+        "picture beside the 28 x 28 input the network saw (replacing "
+        "earlier ones of the same name)",
+    )
+    parser.add_argument(
         "--output",
         metavar="DIR",
         default=OUTPUT_DIR,
@@ -541,31 +561,42 @@ def write_json(path, data):
 # Fit, evaluate and report
 
 
-class ShuffledBatches(keras.utils.PyDataset):
+class ShuffledBatches:
     """The training images in batches, in a new order every epoch.
 
     ``fit()`` can shuffle arrays by itself, but its order depends on how
     many epochs this process has already run, so a resumed run would see
     other batches than an uninterrupted one. Here the order of epoch ``e``
     depends on the seed and ``e`` only. (Keras 2 shuffled with NumPy too.)
+    The batches come from a ``tf.data`` pipeline, which Keras reads fast
+    and which works under every backend.
     """
 
     def __init__(self, images, labels, batch_size, seed):
-        super().__init__()
-        self.images, self.labels = images, labels
-        self.batch_size, self.seed = batch_size, seed
-        self.start_epoch(0)
+        import tensorflow as tf
+
+        self.seed, self.size = seed, len(images)
+        self.steps = -(-self.size // batch_size)  # rounded up
+        self.order = tf.Variable(tf.range(self.size, dtype="int64"), trainable=False)
+        images, labels = tf.constant(images), tf.constant(labels)
+
+        def batch(step):
+            chosen = self.order[step * batch_size : (step + 1) * batch_size]
+            return tf.gather(images, chosen), tf.gather(labels, chosen)
+
+        # A batch is made only when training asks for it, so always after
+        # start_epoch() has set the order of its epoch.
+        options = tf.data.Options()
+        options.experimental_optimization.inject_prefetch = False
+        batches = tf.data.Dataset.range(self.steps).map(batch)
+        self.dataset = batches.with_options(options)
 
     def start_epoch(self, epoch):
         rng = numpy.random.default_rng([self.seed, epoch])
-        self.order = rng.permutation(len(self.images))
+        self.order.assign(rng.permutation(self.size))
 
     def __len__(self):
-        return -(-len(self.images) // self.batch_size)  # rounded up
-
-    def __getitem__(self, index):
-        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.images[chosen], self.labels[chosen]
+        return self.steps
 
 
 class RepeatableEpochs(keras.callbacks.Callback):
@@ -718,10 +749,10 @@ def train(args):
         print(f"Resuming the interrupted run kept in {backup}")
     batches = ShuffledBatches(X_train, y_train, args.batch_size, args.seed)
     model.fit(
-        batches,
+        batches.dataset,
         validation_data=(X_test, y_test),
         epochs=args.epochs,
-        shuffle=False,  # ShuffledBatches shuffles, the same way on resume
+        shuffle=False,  # ShuffledBatches does it, the same way on resume
         verbose=1 if sys.stdout.isatty() else 2,
         callbacks=[
             RepeatableEpochs(batches),
@@ -767,9 +798,69 @@ def train(args):
     return summary
 
 
+# Predict: the trained network on your own pictures
+
+
+def load_trained_model(path):
+    """Load a saved model in Keras's safe mode, which runs no stored code."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"No trained model at {path}. Train one first (a default run "
+            f"writes {Path(OUTPUT_DIR) / MODEL_FILE}), or give its path with "
+            "--model."
+        )
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many kinds; all mean "unusable".
+        reason = " ".join(str(error).split())
+        if "arbitrary code" in reason or "safe_mode" in reason:
+            raise UserError(
+                f"{path} was refused: loading it would run Python code stored "
+                "in the file (for example a Lambda layer), which could do "
+                "anything. Use a model trained by this script instead."
+            ) from None
+        raise UserError(
+            f"{path} is not a Keras model this script can read "
+            f"({reason[:300] or type(error).__name__})."
+        ) from None
+
+
+def predict(args):
+    """Print the three most likely digits for each picture.
+
+    Returns the number of pictures that could not be used.
+    """
+    from digit_pictures import PictureError, prepare_digit, save_input_figure
+
+    model = load_trained_model(args.model)
+    shape = (1, *model.input_shape[1:])  # (1, 1, 28, 28) or (1, 28, 28, 1)
+    figures = Path(args.show_input) if args.show_input else None
+    if figures:
+        check_writable(figures)
+    failures = 0
+    for picture in args.predict:
+        try:
+            digit = prepare_digit(picture)
+            if figures:
+                figure = figures / f"{Path(picture).stem}-input.png"
+                save_input_figure(picture, digit, figure)
+        except PictureError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        probabilities = model.predict(digit.reshape(shape), verbose=0)[0]
+        best = numpy.argsort(probabilities)[::-1][:3]
+        ranked = ", ".join(f"{d} ({probabilities[d]:.3f})" for d in best)
+        print(f"{picture}: {ranked}")
+    return failures
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if args.predict:
+            return 2 if predict(args) else 0
         train(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -44,6 +44,16 @@ def cases():
     return _need(CASES, "the cases folder (MNIST_CASES)")
 
 
+@pytest.fixture(scope="session")
+def trained_model(mnist_npz, tmp_path_factory):
+    """A model trained by the script with the 2017 settings on all 60,000
+    images, but for 2 epochs instead of 10 to keep the tests short."""
+    out = tmp_path_factory.mktemp("trained")
+    result = run_script("--data", mnist_npz, "--epochs", 2, "--output", out)
+    assert result.returncode == 0, result.stderr
+    return out / "model.keras"
+
+
 def run_script(*args, env=None, timeout=600):
     """Run the training script as a user would, in a fresh process."""
     full_env = dict(os.environ)

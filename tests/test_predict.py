@@ -1,0 +1,166 @@
+"""--predict on the command line, and runs that survive an interruption."""
+
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from conftest import ROOT, SCRIPT, run_script
+
+LINE = re.compile(
+    r"^(.+): (\d) \((\d\.\d{3})\), (\d) \(\d\.\d{3}\), (\d) \(\d\.\d{3}\)$"
+)
+
+
+def test_predict_prints_the_top_three_digits_per_picture(
+    trained_model, cases, tmp_path
+):
+    labels = json.loads((cases / "digit-labels.json").read_text())
+    pictures = [cases / name for name in sorted(labels)]
+    result = run_script(
+        "--predict",
+        *pictures,
+        "--model",
+        trained_model,
+        "--show-input",
+        tmp_path / "seen",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()[-len(pictures) :]
+    for picture, line in zip(pictures, lines, strict=True):
+        match = LINE.match(line)
+        assert match, line
+        # The path, then three different digits, the true one first.
+        assert match.group(1) == str(picture)
+        assert int(match.group(2)) == labels[picture.name]
+        assert len({match.group(2), match.group(4), match.group(6)}) == 3
+        assert (tmp_path / "seen" / f"{picture.stem}-input.png").is_file()
+
+
+def test_a_bad_picture_fails_alone_with_a_clear_message(trained_model, cases, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    good = cases / "digit-photo-like-rgb.png"
+    result = run_script("--predict", bad, good, "--model", trained_model)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(bad) in result.stderr and "not a picture" in result.stderr
+    assert f"{good}: 2 (" in result.stdout
+
+
+def test_a_missing_model_says_how_to_make_one(cases, tmp_path, capsys):
+    import mnist_large_cnn as cnn
+
+    picture = cases / "digit-photo-like-rgb.png"
+    status = cnn.main(["--predict", str(picture), "--model", str(tmp_path / "x.keras")])
+    assert status == 2
+    assert "No trained model at" in capsys.readouterr().err
+
+
+def test_a_model_that_would_run_stored_code_is_refused(cases, tmp_path):
+    unsafe = keras.Sequential(
+        [keras.Input((1, 28, 28)), keras.layers.Lambda(lambda x: x * 2)]
+    )
+    path = tmp_path / "unsafe.keras"
+    unsafe.save(path)
+    result = run_script(
+        "--predict", cases / "digit-photo-like-rgb.png", "--model", path
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "was refused" in result.stderr and str(path) in result.stderr
+
+
+# Never lose a run
+
+
+def history_without_times(folder):
+    with open(folder / "history.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    for row in rows:
+        del row["seconds"]
+    return rows
+
+
+def test_a_killed_run_resumes_to_the_history_of_an_unbroken_one(mnist_npz, tmp_path):
+    options = ["--data", mnist_npz, "--limit", 1000, "--epochs", 3]
+    unbroken = run_script(*options, "--output", tmp_path / "unbroken")
+    assert unbroken.returncode == 0, unbroken.stderr
+
+    out = tmp_path / "broken"
+    first = subprocess.Popen(
+        [sys.executable, SCRIPT, *map(str, options), "--output", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill it as soon as its first epoch is saved.
+    saved = out / "unfinished-run" / "training_metadata.json"
+    deadline = time.monotonic() + 300
+    while not saved.exists() and first.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists()
+
+    resumed = run_script(*options, "--output", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming the interrupted run" in resumed.stdout
+    # Same losses and accuracies, epoch by epoch, and the same final error.
+    assert history_without_times(out) == history_without_times(tmp_path / "unbroken")
+    assert len(history_without_times(out)) == 3
+    error = re.compile(r"Large CNN Error: .*%")
+    assert error.search(resumed.stdout).group() == error.search(unbroken.stdout).group()
+    assert json.loads((out / "summary.json").read_text())["resumed"] is True
+    assert not (out / "unfinished-run").exists()
+
+
+def test_a_finished_run_is_not_overwritten_without_asking(mnist_npz, tmp_path):
+    out = tmp_path / "run"
+    options = ["--data", mnist_npz, "--limit", 400, "--epochs", 1, "--output", out]
+    assert run_script(*options).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    again = run_script(*options)
+    assert again.returncode == 2
+    assert "already holds" in again.stderr and "--overwrite" in again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    replaced = run_script(*options, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (
+        summary["total_seconds"] != json.loads(before["summary.json"])["total_seconds"]
+    )
+
+
+def test_an_unfinished_run_with_other_options_is_not_mixed_in(tmp_path, capsys):
+    import mnist_large_cnn as cnn
+
+    out = tmp_path / "run"
+    (out / "unfinished-run").mkdir(parents=True)
+    (out / "unfinished-run" / "options.json").write_text(json.dumps({"seed": 3}))
+    args = cnn.parse_args(["--output", str(out), "--seed", "7"])
+    with pytest.raises(cnn.UserError, match="unfinished run with other options"):
+        cnn.prepare_output(args, cnn.run_options(args, "somewhere"))
+    assert (out / "unfinished-run" / "options.json").exists()
+
+
+def test_a_folder_of_the_users_named_like_ours_is_left_alone(tmp_path):
+    import mnist_large_cnn as cnn
+
+    out = tmp_path / "run"
+    (out / "unfinished-run").mkdir(parents=True)
+    (out / "unfinished-run" / "mine.txt").write_text("precious")
+    args = cnn.parse_args(["--output", str(out), "--overwrite"])
+    with pytest.raises(cnn.UserError, match="not made by this script"):
+        cnn.prepare_output(args, cnn.run_options(args, "somewhere"))
+    assert (out / "unfinished-run" / "mine.txt").read_text() == "precious"
