@@ -748,6 +748,7 @@ def train(args):
     if resuming:
         print(f"Resuming the interrupted run kept in {backup}")
     batches = ShuffledBatches(X_train, y_train, args.batch_size, args.seed)
+    fit_started_at = time.time()
     model.fit(
         batches.dataset,
         validation_data=(X_test, y_test),
@@ -784,6 +785,7 @@ def train(args):
         "train_images": int(X_train.shape[0]),
         "test_images": int(X_test.shape[0]),
         "resumed": resuming,
+        "fit_started_at": fit_started_at,  # Unix time, for benchmarks
         "epoch_seconds": [float(row["seconds"]) for row in history],
         "total_seconds": round(time.perf_counter() - started, 3),
         "test_loss": float(scores[0]),
