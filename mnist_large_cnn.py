@@ -23,7 +23,12 @@ Differences from the 2017 script, each explained where it happens:
   argument on the first layer, as Keras 3 recommends.
 * MNIST can also be read from a local file or folder (``--data`` or the
   ``MNIST_DATA`` environment variable), and every input file is checked.
-* The run writes the trained model, the per-epoch history and a summary.
+* The script shuffles the training images itself, in an order fixed by the
+  seed and the epoch, instead of leaving it to ``fit()``. Together with
+  Keras's ``BackupAndRestore`` this lets an interrupted run resume and end
+  exactly as an uninterrupted one would.
+* The run writes the trained model, the per-epoch history and a summary,
+  and ``--predict`` reads your own pictures of digits with the result.
 """
 
 # Imports
@@ -95,7 +100,7 @@ def setup(seed, data_format=DATA_FORMAT):
 
 
 def needs_xla(data_format):
-    """Can this build train a channels-first convolution without XLA?
+    """Does this build need XLA to train a channels-first convolution?
 
     TensorFlow's CPU kernels for the gradient of an NCHW convolution exist
     only in builds with oneDNN enabled. Elsewhere (``TF_ENABLE_ONEDNN_OPTS=0``
@@ -221,8 +226,9 @@ def download_mnist():
             "  * use a local copy: --data PATH, or set MNIST_DATA=PATH, where\n"
             "    PATH is an mnist.npz in the Keras layout or a folder with\n"
             "    the four original IDX files (plain or .gz);\n"
-            f"  * or put Keras's own mnist.npz at {keras_cache_file()}\n"
-            "    (the Keras cache; KERAS_HOME moves it);\n"
+            "  * or copy the mnist.npz that Keras downloads on another machine\n"
+            f"    to {keras_cache_file()} (the Keras cache; KERAS_HOME moves it;\n"
+            "    Keras checks the file's hash and replaces any other copy);\n"
             "  * behind a proxy, set HTTPS_PROXY; if the proxy re-signs\n"
             "    certificates, point SSL_CERT_FILE at your organisation's\n"
             "    CA bundle."
@@ -433,12 +439,21 @@ def seed_int(text):
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="mnist_large_cnn.py",
         description="Train the 2017 Keras large CNN on MNIST and print its "
         "test error. The defaults reproduce the 2017 run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--epochs",
