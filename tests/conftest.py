@@ -5,6 +5,7 @@ MNIST_DATA environment variable. Without it they are skipped, except under
 CI (CI=true), where a missing data set is an error: there they must run.
 """
 
+import csv
 import os
 import subprocess
 import sys
@@ -69,3 +70,28 @@ def run_script(*args, env=None, timeout=600):
         cwd=ROOT,
         timeout=timeout,
     )
+
+
+def history_without_times(folder):
+    """Loss and accuracy per epoch from history.csv, without the wall time,
+    which differs from run to run."""
+    with open(Path(folder) / "history.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    for row in rows:
+        assert float(row.pop("seconds")) > 0
+    return rows
+
+
+def two_runs(*options, env=None):
+    """Run the same command twice, into two folders.
+
+    The last option is the folders' parent. Returns each run's completed
+    process and its history.
+    """
+    *options, parent = options
+    runs = []
+    for name in ("first", "second"):
+        result = run_script(*options, "--output", parent / name, env=env)
+        assert result.returncode == 0, result.stderr
+        runs.append((result, history_without_times(parent / name)))
+    return runs

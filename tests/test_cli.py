@@ -1,24 +1,14 @@
 """The command line, run as a user runs it: in a fresh process."""
 
-import csv
 import json
 import re
 
 import pytest
 
 import mnist_large_cnn as cnn
-from conftest import run_script
+from conftest import history_without_times, run_script, two_runs
 
 ERROR_LINE = re.compile(r"^Large CNN Error: \d+\.\d\d%$", re.MULTILINE)
-
-
-def read_history(folder):
-    """Loss and accuracy per epoch, without the wall time, which varies."""
-    with open(folder / "history.csv", newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    for row in rows:
-        assert float(row.pop("seconds")) > 0
-    return rows
 
 
 def test_a_short_real_run_prints_the_error_and_writes_its_outputs(mnist_npz, tmp_path):
@@ -38,7 +28,7 @@ def test_a_short_real_run_prints_the_error_and_writes_its_outputs(mnist_npz, tmp
     assert summary["seed"] == 7 and summary["options"]["epochs"] == 1
     assert summary["options"]["xla"] is False
     assert len(summary["epoch_seconds"]) == 1 and summary["total_seconds"] > 0
-    assert [row["epoch"] for row in read_history(out)] == ["0"]
+    assert [row["epoch"] for row in history_without_times(out)] == ["0"]
     assert (out / "model.keras").stat().st_size > 100_000
     # No temporary files are left beside the outputs.
     assert sorted(p.name for p in out.iterdir()) == [
@@ -49,50 +39,37 @@ def test_a_short_real_run_prints_the_error_and_writes_its_outputs(mnist_npz, tmp
 
 
 def test_two_runs_with_the_same_seed_give_identical_histories(mnist_npz, tmp_path):
-    histories = []
-    for name in ("first", "second"):
-        result = run_script(
-            "--data",
-            mnist_npz,
-            "--limit",
-            2000,
-            "--epochs",
-            2,
-            "--output",
-            tmp_path / name,
-        )
-        assert result.returncode == 0, result.stderr
-        histories.append(read_history(tmp_path / name))
+    (_, first), (_, second) = two_runs(
+        "--data", mnist_npz, "--limit", 1000, "--epochs", 2, tmp_path
+    )
     # Every loss and accuracy, to the last digit, on both epochs.
-    assert len(histories[0]) == 2
-    assert histories[0] == histories[1]
+    assert len(first) == 2
+    assert first == second
 
 
 def test_without_onednn_the_run_falls_back_to_xla_and_still_repeats(
     mnist_npz, tmp_path
 ):
     """TF_ENABLE_ONEDNN_OPTS=0 removes TensorFlow's channels-first CPU kernels."""
-    histories = []
-    for name in ("first", "second"):
-        result = run_script(
-            "--data",
-            mnist_npz,
-            "--limit",
-            1000,
-            "--epochs",
-            2,
-            "--output",
-            tmp_path / name,
-            env={"TF_ENABLE_ONEDNN_OPTS": "0"},
-        )
-        assert result.returncode == 0, result.stderr
+    runs = two_runs(
+        "--data",
+        mnist_npz,
+        "--limit",
+        1000,
+        "--epochs",
+        2,
+        tmp_path,
+        env={"TF_ENABLE_ONEDNN_OPTS": "0"},
+    )
+    for (result, _), name in zip(runs, ("first", "second"), strict=True):
         assert ERROR_LINE.search(result.stdout)
         assert "compiled with XLA" in result.stdout
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         assert summary["options"]["xla"] is True
         assert summary["options"]["data_format"] == "channels_first"
-        histories.append(read_history(tmp_path / name))
-    assert histories[0] == histories[1]
+    (_, first), (_, second) = runs
+    assert len(first) == 2
+    assert first == second
 
 
 def test_without_network_or_local_data_the_ways_out_are_given(tmp_path):
