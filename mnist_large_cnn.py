@@ -673,7 +673,10 @@ def prepare_output(args, options):
             "alone. Move it, or choose another --output."
         )
     if backup.exists():
-        saved = json.loads(saved_file.read_text())
+        try:
+            saved = json.loads(saved_file.read_text())
+        except ValueError:  # damaged by hand: treated as other options
+            saved = {}
         if saved == options:
             return output, True
         if not args.overwrite:

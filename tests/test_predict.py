@@ -148,3 +148,13 @@ def test_a_folder_of_the_users_named_like_ours_is_left_alone(tmp_path):
     with pytest.raises(cnn.UserError, match="not made by this script"):
         cnn.prepare_output(args, cnn.run_options(args, "somewhere"))
     assert (out / "unfinished-run" / "mine.txt").read_text() == "precious"
+
+
+def test_a_damaged_record_of_an_unfinished_run_is_refused_not_guessed(tmp_path):
+    out = tmp_path / "run"
+    (out / "unfinished-run").mkdir(parents=True)
+    (out / "unfinished-run" / "options.json").write_text("{not json")
+    args = cnn.parse_args(["--output", str(out)])
+    with pytest.raises(cnn.UserError, match="unfinished run with other options"):
+        cnn.prepare_output(args, cnn.run_options(args, "somewhere"))
+    assert (out / "unfinished-run" / "options.json").read_text() == "{not json"
