@@ -126,6 +126,18 @@ def on_white_paper(image):
     return Image.alpha_composite(paper, picture).convert("RGB")
 
 
+def with_colours_checked(convert, image, path):
+    """Apply a colour conversion; a colour space Pillow cannot convert (a
+    CIELab TIFF, say) becomes a PictureError instead of a traceback."""
+    try:
+        return convert(image)
+    except (ValueError, OSError) as error:
+        raise PictureError(
+            f"{os.fspath(path)} uses colours this program cannot convert "
+            f"({error}); save it as an ordinary PNG or JPEG."
+        ) from None
+
+
 def grey_levels(image):
     """Return the picture as a float array of grey levels, 0 (black) to 255.
 
@@ -317,7 +329,8 @@ def prepare_digit(path):
     if max(image.size) > WORK_SIZE:
         image = image.copy()
         image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
-    ink, mask = find_ink(grey_levels(image), os.fspath(path))
+    grey = with_colours_checked(grey_levels, image, path)
+    ink, mask = find_ink(grey, os.fspath(path))
 
     # Crop to the ink and scale the longer side to 20 pixels.
     top, bottom, left, right = ink_box(mask)
@@ -363,7 +376,9 @@ def save_input_figure(original_path, prepared, out_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    picture = open_picture(original_path).convert("RGB")
+    picture = with_colours_checked(
+        lambda image: image.convert("RGB"), open_picture(original_path), original_path
+    )
     figure = Figure(figsize=(8, 4))
     FigureCanvasAgg(figure)
     left, right = figure.subplots(1, 2)

@@ -37,6 +37,7 @@ import argparse
 import csv
 import gzip
 import json
+import math
 import os
 import platform
 import shutil
@@ -176,6 +177,7 @@ IDX_NAMES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 IDX_MAGIC = {3: 2051, 1: 2049}  # images have 3 dimensions, labels 1
+MAX_ARRAY_BYTES = 2**30  # no MNIST array comes near 1 GiB (x_train: 47 MB)
 ARRAY_NAMES = tuple(IDX_NAMES)
 
 
@@ -198,8 +200,9 @@ def load_mnist(source=None):
             origin = f"{path} (.npz)"
         else:
             raise UserError(
-                f"MNIST data not found at {path}. Give the path of an "
-                "mnist.npz file, or of a folder holding the four IDX files."
+                f"MNIST data not found at {path} (from --data or MNIST_DATA). "
+                "Give the path of an mnist.npz file, or of a folder holding "
+                "the four IDX files."
             )
         check_arrays(arrays, path)
     return (
@@ -244,6 +247,7 @@ def read_npz(path):
     if not zipfile.is_zipfile(path):
         raise damaged(path, "not a complete .npz (zip) archive")
     try:
+        check_npz_sizes(path)
         with numpy.load(path, allow_pickle=False) as archive:
             missing = [name for name in ARRAY_NAMES if name not in archive.files]
             if missing:
@@ -252,7 +256,7 @@ def read_npz(path):
                     f".npz holds {', '.join(ARRAY_NAMES)}; it has "
                     f"{', '.join(archive.files) or 'no arrays'}."
                 )
-            return {name: archive[name] for name in ARRAY_NAMES}
+            arrays = {name: archive[name] for name in ARRAY_NAMES}
     except UserError:
         raise
     except ValueError as error:
@@ -263,16 +267,40 @@ def read_npz(path):
                 "loaded. Save MNIST as plain uint8 arrays instead."
             ) from None
         raise damaged(path, error) from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+    except Exception as error:  # zip, zlib and NumPy raise many kinds
         raise damaged(path, error) from None
+    for name, value in arrays.items():
+        if not isinstance(value, numpy.ndarray):
+            raise damaged(path, f"{name} is not a NumPy array")
+    return arrays
+
+
+def check_npz_sizes(path):
+    """Read each array's header, and refuse sizes no MNIST file has.
+
+    This happens before NumPy sets memory aside for the arrays, so a damaged
+    header that announces terabytes is caught here.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            with archive.open(member) as stream:
+                major, _ = numpy.lib.format.read_magic(stream)
+                if major == 1:
+                    shape, _, dtype = numpy.lib.format.read_array_header_1_0(stream)
+                else:
+                    shape, _, dtype = numpy.lib.format.read_array_header_2_0(stream)
+            size = math.prod(shape) * dtype.itemsize
+            if size > MAX_ARRAY_BYTES:
+                raise damaged(path, f"{member} announces {size:,} bytes")
 
 
 def damaged(path, error):
     reason = " ".join(str(error).split()) or type(error).__name__
     return UserError(
-        f"{path} is damaged and cannot be read ({reason}). It may be an "
-        "interrupted download. The file was left as it is; replace it with "
-        "a complete copy."
+        f"{path} is damaged or not an MNIST file, and cannot be read "
+        f"({reason}). It may be an interrupted download; --data takes an "
+        ".npz file or a folder of IDX files. The file was left as it is; "
+        "replace it with a complete copy."
     )
 
 
@@ -308,7 +336,12 @@ def read_idx(path):
     kind = "images" if "images" in path.name else "labels"
     dimensions = 3 if kind == "images" else 1
     magic = IDX_MAGIC[dimensions]
-    found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    if len(data) < 4:
+        raise UserError(
+            f"{path} holds {len(data)} bytes, too few for an IDX file; "
+            "replace it with a complete copy."
+        )
+    found = int.from_bytes(data[:4], "big")
     if found != magic:
         raise UserError(
             f"{path} is not an MNIST {kind} file: its magic number is "
@@ -319,7 +352,7 @@ def read_idx(path):
     shape = tuple(
         int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions)
     )
-    expected = header + int(numpy.prod(shape))
+    expected = header + math.prod(shape)
     if len(data) != expected:
         raise UserError(
             f"{path} is damaged: its header announces {shape} values "
@@ -497,7 +530,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a finished or unfinished run in the output folder",
+        help="replace a finished run in the output folder, or discard an "
+        "unfinished one made with other options (one with the same options "
+        "is always resumed)",
     )
     parser.add_argument(
         "--predict",
@@ -526,7 +561,10 @@ def parse_args(argv=None):
         help="folder for model.keras, history.csv and summary.json; an "
         "interrupted run is resumed from there",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.show_input and not args.predict:
+        parser.error("--show-input works with --predict only")
+    return args
 
 
 # Outputs
@@ -653,7 +691,7 @@ def run_options(args, origin):
         "seed": args.seed,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
-        "limit": args.limit,
+        "limit": args.limit or "all",
         "data_format": args.data_format,
         "data": origin,
     }
@@ -662,7 +700,7 @@ def run_options(args, origin):
 def prepare_output(args, options):
     """Start afresh, resume an interrupted run, or refuse; never guess.
 
-    Returns the output folder and whether the run resumes.
+    Returns the output folder.
     """
     output = check_writable(args.output)
     backup = output / BACKUP_DIR
@@ -678,10 +716,10 @@ def prepare_output(args, options):
         except ValueError:  # damaged by hand: treated as other options
             saved = {}
         if saved == options:
-            return output, True
+            return output
         if not args.overwrite:
             changed = ", ".join(
-                f"{key} {saved.get(key)} -> {value}"
+                f"{key} {saved.get(key, '?')} -> {value}"
                 for key, value in options.items()
                 if saved.get(key) != value
             )
@@ -705,7 +743,7 @@ def prepare_output(args, options):
         )
     backup.mkdir()
     write_json(saved_file, options)
-    return output, False
+    return output
 
 
 def read_history(path):
@@ -718,6 +756,12 @@ def read_history(path):
     with open(path, newline="") as stream:
         rows = {int(row["epoch"]): row for row in csv.DictReader(stream)}
     return [rows[epoch] for epoch in sorted(rows)]
+
+
+def finished_epochs(backup):
+    """How many epochs an unfinished run has recorded in its history."""
+    history = backup / HISTORY_FILE
+    return len(read_history(history)) if history.is_file() else 0
 
 
 def write_history(path, rows):
@@ -748,7 +792,7 @@ def train(args):
 
     (X_train, y_train), (X_test, y_test), origin = load_mnist(args.data)
     print(f"Data: {origin}")
-    output, resuming = prepare_output(args, run_options(args, origin))
+    output = prepare_output(args, run_options(args, origin))
     backup = output / BACKUP_DIR
     if args.limit:
         X_train, y_train = X_train[: args.limit], y_train[: args.limit]
@@ -763,8 +807,9 @@ def train(args):
     model.summary()
 
     # Fit the model
-    if resuming:
-        print(f"Resuming the interrupted run kept in {backup}")
+    done = finished_epochs(backup)
+    if done:
+        print(f"Resuming the interrupted run kept in {backup}: {done} epoch(s) done")
     batches = ShuffledBatches(X_train, y_train, args.batch_size, args.seed)
     fit_started_at = time.time()
     model.fit(
@@ -802,7 +847,7 @@ def train(args):
         },
         "train_images": int(X_train.shape[0]),
         "test_images": int(X_test.shape[0]),
-        "resumed": resuming,
+        "resumed": done > 0,
         "fit_started_at": fit_started_at,  # Unix time, for benchmarks
         "epoch_seconds": [float(row["seconds"]) for row in history],
         "total_seconds": round(time.perf_counter() - started, 3),
@@ -824,6 +869,8 @@ def train(args):
 def load_trained_model(path):
     """Load a saved model in Keras's safe mode, which runs no stored code."""
     path = Path(path)
+    if path.is_dir():  # the output folder of a run
+        path = path / MODEL_FILE
     if not path.is_file():
         raise UserError(
             f"No trained model at {path}. Train one first (a default run "
@@ -873,6 +920,8 @@ def predict(args):
         best = numpy.argsort(probabilities)[::-1][:3]
         ranked = ", ".join(f"{d} ({probabilities[d]:.3f})" for d in best)
         print(f"{picture}: {ranked}")
+    if figures:
+        print(f"What the network saw is drawn in {figures}")
     return failures
 
 
@@ -886,12 +935,16 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "\nInterrupted. The finished epochs are kept in "
-            f"{Path(args.output) / BACKUP_DIR}; run the same command again "
-            "to carry on from there.",
-            file=sys.stderr,
-        )
+        backup = Path(args.output) / BACKUP_DIR
+        done = 0 if args.predict else finished_epochs(backup)
+        if done:
+            print(
+                f"\nInterrupted. {done} finished epoch(s) are kept in {backup}; "
+                "run the same command again to carry on from there.",
+                file=sys.stderr,
+            )
+        else:
+            print("\nInterrupted before any epoch finished.", file=sys.stderr)
         return 130
     return 0
 

@@ -2,7 +2,9 @@
 
 import gzip
 import hashlib
+import io
 import shutil
+import zipfile
 
 import numpy
 import pytest
@@ -217,3 +219,38 @@ def test_an_out_of_range_label_in_an_idx_file_is_named(tmp_path):
     data[8 + 3] = 200
     labels.write_bytes(bytes(data))
     assert "y_test[3] is 200" in load_error(folder)
+
+
+def test_an_npz_member_that_is_not_an_array_is_named_as_damaged(tmp_path):
+    bogus = tmp_path / "mnist.npz"
+    write_npz(bogus)
+    with zipfile.ZipFile(bogus, "a") as archive:
+        archive.writestr("x_extra.npy", b"not an array at all")
+    assert "damaged" in load_error(bogus)
+
+
+def test_a_header_announcing_terabytes_is_refused_before_loading(tmp_path):
+    bogus = tmp_path / "mnist.npz"
+    header = {"descr": "|u1", "fortran_order": False, "shape": (10**12, 28, 28)}
+    member = io.BytesIO()
+    numpy.lib.format.write_array_header_1_0(member, header)
+    with zipfile.ZipFile(bogus, "w") as archive:
+        archive.writestr("x_train.npy", member.getvalue())
+    message = load_error(bogus)
+    assert "damaged" in message and "announces" in message
+
+
+def test_a_file_too_short_for_an_idx_header_is_named(tmp_path):
+    folder = write_idx_folder(tmp_path / "idx")
+    (folder / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00")
+    assert "too few for an IDX file" in load_error(folder)
+
+
+def test_an_idx_header_whose_size_overflows_is_named(tmp_path):
+    folder = write_idx_folder(tmp_path / "idx")
+    images = folder / "train-images-idx3-ubyte"
+    sizes = (2**31, 2**31, 4)
+    images.write_bytes(
+        (2051).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in sizes)
+    )
+    assert "header announces" in load_error(folder)

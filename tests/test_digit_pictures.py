@@ -357,3 +357,9 @@ def test_figure_into_a_missing_folder(cases, tmp_path):
     with pytest.raises(PictureError) as caught:
         save_input_figure(picture, prepare_digit(picture), out)
     assert str(out) in str(caught.value)
+
+
+def test_a_colour_space_that_cannot_be_converted_is_named(tmp_path):
+    lab = tmp_path / "lab.tif"
+    Image.new("RGB", (40, 40), "white").convert("LAB").save(lab)
+    expect_picture_error(lab, "cannot convert")
