@@ -31,7 +31,8 @@ def test_predict_prints_the_top_three_digits_per_picture(
         tmp_path / "seen",
     )
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()[-len(pictures) :]
+    lines = [line for line in result.stdout.splitlines() if LINE.match(line)]
+    assert f"What the network saw is drawn in {tmp_path / 'seen'}" in result.stdout
     for picture, line in zip(pictures, lines, strict=True):
         match = LINE.match(line)
         assert match, line
