@@ -14,7 +14,6 @@ stamp (``prepared-input.png`` is the script's own figure, copied as it is).
 # Imports
 
 import argparse
-import csv
 import os
 import shutil
 import subprocess
@@ -311,8 +310,7 @@ def feature_maps(model, X_test, y_test, folder):
 
 
 def read_history(path):
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
+    rows = cnn.read_history(path)  # the script's own reader of history.csv
     epochs = [int(row["epoch"]) + 1 for row in rows]
     columns = {
         key: [float(row[key]) for row in rows]
